@@ -71,7 +71,7 @@ def database_url(postgres_server: LocalPostgres | None) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def corpus_dir() -> Path:
     """The sample legal texts shipped beside the checkout."""
     path = CORPUS / "licenses"

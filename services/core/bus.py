@@ -18,7 +18,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, StreamConfig
+from nats.js.api import ConsumerConfig, PubAck, StreamConfig
 from nats.js.errors import NotFoundError
 
 from services.core import contracts, metrics
@@ -48,8 +48,12 @@ class TopologyDriftError(RuntimeError):
     """The server holds a stream/consumer whose config differs from what the code declares."""
 
 
-async def connect(url: str, *, name: str, connect_timeout: float = 5.0) -> NATS:
-    """Connect with unlimited reconnects (a NATS restart must not kill a service)."""
+async def connect(url: str, *, name: str, connect_timeout: float = 5.0, buffer_while_reconnecting: bool = True) -> NATS:
+    """Connect with unlimited reconnects (a NATS restart must not kill a service).
+
+    ``buffer_while_reconnecting=False``: a publish while disconnected raises ``OutboundBufferLimitError`` at
+    once instead of being queued and sent after the reconnect (ingress: a 503 must mean "not published").
+    """
 
     async def _on_error(exc: Exception) -> None:
         log.warning("nats error: %s", exc)
@@ -70,6 +74,7 @@ async def connect(url: str, *, name: str, connect_timeout: float = 5.0) -> NATS:
         error_cb=_on_error,
         disconnected_cb=_on_disconnected,
         reconnected_cb=_on_reconnected,
+        **({} if buffer_while_reconnecting else {"pending_size": 0}),
     )
 
 
@@ -131,15 +136,19 @@ async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerCon
         raise TopologyDriftError(f"consumer {name!r} on {stream!r} cannot be updated to the code's config: {exc}") from exc
 
 
-async def publish_event(js: JetStreamContext, subject: str, event: Event, *, timeout: float = 5.0) -> None:
-    """Publish and wait for JetStream's acknowledgement; ``Nats-Msg-Id`` is the event id."""
-    await js.publish(
+async def publish_event(js: JetStreamContext, subject: str, event: Event, *, timeout: float = 5.0) -> PubAck:
+    """Publish and wait for JetStream's acknowledgement; ``Nats-Msg-Id`` is the event id.
+
+    The returned ack says ``duplicate=True`` when JetStream dropped it as a copy of an earlier publish.
+    """
+    ack = await js.publish(
         subject,
         event.model_dump_json().encode(),
         timeout=timeout,
         headers={Header.MSG_ID: event.event_id, Header.EVENT_TYPE: event.type},
     )
     metrics.EVENTS_PUBLISHED.labels(subject=_subject_family(subject)).inc()
+    return ack
 
 
 async def last_event_on(js: JetStreamContext, subject: str) -> Event | None:

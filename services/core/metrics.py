@@ -58,6 +58,8 @@ async def instrument_http(request: Request, call_next: Callable[[Request], Await
         status = response.status_code
         return response
     finally:
+        # Recent FastAPI keeps an included router as one lazy entry: the template is known only after routing.
+        route = getattr(request.scope.get("route"), "path", None) or route
         HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - start)
         HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 import uvicorn
@@ -43,7 +44,8 @@ async def serve_probes(ready: ReadyCheck, *, host: str, port: int, stop: asyncio
     app = FastAPI(title="probes", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(probe_router(ready))
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # the service owns SIGTERM/SIGINT (it drains first); uvicorn must not take them over
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     await stop.wait()
     server.should_exit = True
