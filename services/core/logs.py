@@ -68,5 +68,5 @@ def configure_logging(service: str, level: str = "INFO", json_logs: bool | None 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "nats"):
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "nats"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

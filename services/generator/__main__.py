@@ -1,0 +1,5 @@
+"""``python -m services.generator``."""
+
+from services.generator.app import main
+
+main()

@@ -1,0 +1,203 @@
+"""The model behind a small Protocol, and its adapter on the official ``openai.AsyncOpenAI`` client.
+
+``ChatModel.stream(messages, model=...)`` yields typed pieces — :class:`TextPiece`, :class:`FinishPiece`,
+:class:`UsagePiece` — and raises ``services.core.errors``:
+
+    TransientError(provider_unavailable)   429 / 408 / 409 / 5xx / no connection, before any text
+                                           (after the client's own retries with back-off)
+    PermanentError(provider_error)         any other 4xx; an error event in the stream after text
+    PermanentError(provider_disconnected)  the stream ended or broke after text, with no finish reason
+    PermanentError(provider_timeout)       no text for ``stall_timeout_s``
+
+Closing the iterator (or cancelling the task that drives it) closes the HTTP stream, so the
+provider sees the client go away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+import openai
+from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
+
+from services.core.contracts import FailureCode, FinishReason, Usage
+from services.core.errors import PermanentError, TransientError
+
+__all__ = ["ChatModel", "OpenAIChat", "TextPiece", "FinishPiece", "UsagePiece", "Piece", "finish_reason_of"]
+
+
+@dataclass(frozen=True)
+class TextPiece:
+    text: str
+
+
+@dataclass(frozen=True)
+class FinishPiece:
+    reason: FinishReason
+    raw: str
+
+
+@dataclass(frozen=True)
+class UsagePiece:
+    usage: Usage
+
+
+Piece = TextPiece | FinishPiece | UsagePiece
+
+
+class ChatModel(Protocol):
+    def stream(self, messages: Sequence[Mapping[str, str]], *, model: str) -> AsyncIterator[Piece]:
+        """Stream one answer; raises TransientError / PermanentError."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+_RETRYABLE_STATUS = {408, 409, 429}
+
+
+def finish_reason_of(raw: str) -> FinishReason:
+    if raw == "function_call":
+        return FinishReason.TOOL_CALLS
+    try:
+        return FinishReason(raw)
+    except ValueError:
+        return FinishReason.OTHER
+
+
+def _status_error(exc: openai.APIStatusError) -> TransientError | PermanentError:
+    detail = exc.message if isinstance(exc.message, str) else str(exc)
+    status = exc.status_code
+    if status in _RETRYABLE_STATUS or status >= 500:
+        busy = "is rate limiting us" if status == 429 else f"answered HTTP {status}"
+        return TransientError(
+            f"The model server {busy}; the answer will be retried.", code=FailureCode.PROVIDER_UNAVAILABLE
+        )
+    return PermanentError(
+        f"The model server refused the request (HTTP {status}): {detail}", code=FailureCode.PROVIDER_ERROR
+    )
+
+
+class OpenAIChat:
+    """``ChatModel`` on ``AsyncOpenAI`` (any OpenAI-compatible base URL), ``stream_options.include_usage`` on."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None,
+        api_key: str,
+        max_retries: int = 2,
+        stall_timeout_s: float = 60.0,
+        connect_timeout_s: float = 10.0,
+        client: AsyncOpenAI | None = None,
+    ) -> None:
+        self.stall_timeout_s = stall_timeout_s
+        # the client's read timeout is a back-stop; the stall deadline below fires first
+        timeout = openai.Timeout(stall_timeout_s + 5.0, connect=connect_timeout_s)
+        self._client = client or AsyncOpenAI(
+            base_url=base_url, api_key=api_key, max_retries=max_retries, timeout=timeout
+        )
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def stream(self, messages: Sequence[Mapping[str, str]], *, model: str) -> AsyncIterator[Piece]:
+        try:
+            stream = await self._client.chat.completions.create(
+                model=model,
+                messages=cast("list[ChatCompletionMessageParam]", [dict(m) for m in messages]),
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        except openai.APIStatusError as exc:
+            raise _status_error(exc) from exc
+        except openai.APIConnectionError as exc:  # includes timeouts
+            raise TransientError(
+                "The model server could not be reached; the answer will be retried.",
+                code=FailureCode.PROVIDER_UNAVAILABLE,
+            ) from exc
+        loop = asyncio.get_running_loop()
+        got_text = False
+        finish: FinishPiece | None = None
+        try:
+            chunks = stream.__aiter__()
+            deadline = loop.time() + self.stall_timeout_s
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    break
+                except TimeoutError as exc:
+                    raise self._stalled() from exc
+                except openai.APITimeoutError as exc:
+                    raise self._stalled() from exc
+                except openai.APIConnectionError as exc:
+                    if finish is not None:
+                        break  # everything that matters arrived; only the tail (usage, [DONE]) is lost
+                    raise self._broken(got_text) from exc
+                except openai.APIError as exc:  # an error event inside the stream
+                    if not got_text:
+                        raise TransientError(
+                            f"The model server failed: {exc.message}", code=FailureCode.PROVIDER_UNAVAILABLE
+                        ) from exc
+                    raise PermanentError(
+                        f"The model server failed mid-answer: {exc.message}", code=FailureCode.PROVIDER_ERROR
+                    ) from exc
+                for piece in self._pieces(chunk):
+                    if isinstance(piece, TextPiece):
+                        got_text = True
+                        deadline = loop.time() + self.stall_timeout_s
+                    elif isinstance(piece, FinishPiece):
+                        finish = piece
+                    yield piece
+            if finish is None:
+                raise self._broken(got_text)
+        finally:
+            await stream.close()
+
+    @staticmethod
+    def _pieces(chunk: Any) -> list[Piece]:
+        out: list[Piece] = []
+        for choice in chunk.choices or []:  # a chunk may carry no choices at all (usage-only, keep-alive)
+            if choice.index != 0:
+                continue
+            content = choice.delta.content if choice.delta is not None else None
+            if content:
+                out.append(TextPiece(content))
+            if choice.finish_reason:
+                out.append(FinishPiece(finish_reason_of(choice.finish_reason), choice.finish_reason))
+        u = chunk.usage
+        if u is not None:
+            out.append(
+                UsagePiece(
+                    Usage(
+                        prompt_tokens=u.prompt_tokens or 0,
+                        completion_tokens=u.completion_tokens or 0,
+                        total_tokens=u.total_tokens or 0,
+                    )
+                )
+            )
+        return out
+
+    def _stalled(self) -> PermanentError:
+        return PermanentError(
+            f"The model sent nothing for {self.stall_timeout_s:g} s; the answer was stopped.",
+            code=FailureCode.PROVIDER_TIMEOUT,
+        )
+
+    @staticmethod
+    def _broken(got_text: bool) -> TransientError | PermanentError:
+        if not got_text:
+            return TransientError(
+                "The model server closed the connection before answering; the answer will be retried.",
+                code=FailureCode.PROVIDER_UNAVAILABLE,
+            )
+        return PermanentError(
+            "The model server closed the connection before the answer was finished; the text so far is kept.",
+            code=FailureCode.PROVIDER_DISCONNECTED,
+        )
