@@ -83,6 +83,8 @@ class GeneratorApp:
             max_retries=s.provider_max_retries,
             stall_timeout_s=s.stall_timeout_s,
             connect_timeout_s=s.provider_connect_timeout_s,
+            max_tokens=s.max_tokens,
+            temperature=s.temperature,
         )
         probes_stop = asyncio.Event()
         probes = asyncio.create_task(serve_probes(self.ready, host=s.host, port=s.port, stop=probes_stop))

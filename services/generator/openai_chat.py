@@ -93,9 +93,14 @@ class OpenAIChat:
         max_retries: int = 2,
         stall_timeout_s: float = 60.0,
         connect_timeout_s: float = 10.0,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
         client: AsyncOpenAI | None = None,
     ) -> None:
         self.stall_timeout_s = stall_timeout_s
+        self._limits: dict[str, float | int] = {
+            k: v for k, v in (("max_tokens", max_tokens), ("temperature", temperature)) if v is not None
+        }
         # the client's read timeout is a back-stop; the stall deadline below fires first
         timeout = openai.Timeout(stall_timeout_s + 5.0, connect=connect_timeout_s)
         self._client = client or AsyncOpenAI(
@@ -112,6 +117,7 @@ class OpenAIChat:
                 messages=cast("list[ChatCompletionMessageParam]", [dict(m) for m in messages]),
                 stream=True,
                 stream_options={"include_usage": True},
+                **self._limits,  # type: ignore[arg-type]
             )
         except openai.APIStatusError as exc:
             raise _status_error(exc) from exc

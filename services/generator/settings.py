@@ -39,6 +39,8 @@ class GeneratorSettings(BaseServiceSettings):
     provider_max_retries: int = Field(default=2, ge=0, description="The openai client's own retries (with back-off)")
     provider_connect_timeout_s: float = Field(default=10.0, gt=0)
     stall_timeout_s: float = Field(default=60.0, gt=0, description="No token for this long ends the answer")
+    max_tokens: int | None = Field(default=None, ge=1, description="Cap on the answer's tokens (None: the provider's)")
+    temperature: float | None = Field(default=None, ge=0, le=2, description="None: the provider's default")
 
     # the consumer
     concurrency: int = Field(default=8, ge=1, description="Answers one replica streams at once")

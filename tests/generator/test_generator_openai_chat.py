@@ -175,3 +175,11 @@ async def test_cancelling_the_reader_closes_the_http_stream(provider: ScriptedPr
     (call,) = await provider.until(lambda calls: calls[0].disconnected, timeout=5)
     assert call.disconnected_at is not None and call.disconnected_at - cancelled_at < 1.0
     await model.close()
+
+
+async def test_token_cap_and_temperature_reach_the_provider_only_when_configured(provider: ScriptedProvider) -> None:
+    await pieces(chat(provider, max_tokens=160, temperature=0.2))
+    await pieces(chat(provider))
+    capped, default = provider.calls
+    assert capped.body["max_tokens"] == 160 and capped.body["temperature"] == 0.2
+    assert "max_tokens" not in default.body and "temperature" not in default.body
