@@ -1,0 +1,1 @@
+"""The Streamlit chat of llm-relay: ``streamlit run ui/app.py``."""
