@@ -106,7 +106,8 @@ class LocalPostgres:
             "-c", f"listen_addresses={self.host}", "-c", "unix_socket_directories=",
             "-c", f"fsync={'on' if self.fsync else 'off'}", "-c", "max_connections=200",
         ]  # fmt: skip
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, **self._run_kwargs())  # type: ignore[call-overload]
+        # own session: a Ctrl-C at the terminal reaches the stack, which stops the parts in order
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **self._run_kwargs())  # type: ignore[call-overload]
         wait_for_port(self.port, self.host, timeout=timeout, alive=lambda: self.proc is not None and self.proc.poll() is None)
         self._wait_accepting(timeout)
         return self
