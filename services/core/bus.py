@@ -33,6 +33,7 @@ __all__ = [
     "publish_event",
     "last_event_on",
     "keep_in_progress",
+    "fetch_ready",
     "fetch_batches",
 ]
 
@@ -110,7 +111,9 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         await js.update_stream(config)
 
 
-async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig, *, update_on_drift: bool = True) -> None:
+async def ensure_consumer(
+    js: JetStreamContext, stream: str, config: ConsumerConfig, *, update_on_drift: bool = True
+) -> None:
     """Create the durable consumer; on config drift update it explicitly or fail saying what differs."""
     name = config.durable_name or ""
     config = config.evolve(name=name)
@@ -133,7 +136,9 @@ async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerCon
     try:
         await js.add_consumer(stream, config)
     except Exception as exc:  # the server refuses non-editable changes (e.g. ack policy)
-        raise TopologyDriftError(f"consumer {name!r} on {stream!r} cannot be updated to the code's config: {exc}") from exc
+        raise TopologyDriftError(
+            f"consumer {name!r} on {stream!r} cannot be updated to the code's config: {exc}"
+        ) from exc
 
 
 async def publish_event(js: JetStreamContext, subject: str, event: Event, *, timeout: float = 5.0) -> PubAck:
@@ -201,6 +206,24 @@ async def bind(js: JetStreamContext, stream: str, durable: str) -> PullConsumer:
     return PullConsumer(sub=sub, stream=stream, durable=durable)
 
 
+async def fetch_ready(sub: JetStreamContext.PullSubscription, batch: int, *, timeout: float) -> list[Msg]:
+    """Wait up to ``timeout`` for the first message, then take only what is already there.
+
+    nats-py's ``fetch(n)`` with n > 1 keeps a lingering pull open until n messages arrived or the
+    timeout ran out, so a lone message could sit in the client for the whole timeout.
+    """
+    try:
+        first = await sub.fetch(1, timeout=timeout)
+    except (TimeoutError, NatsTimeoutError):
+        return []
+    if batch <= 1:
+        return first
+    try:
+        return first + await sub.fetch(batch - 1, timeout=0.01)
+    except (TimeoutError, NatsTimeoutError):
+        return first
+
+
 async def fetch_batches(
     consumer: PullConsumer,
     *,
@@ -212,14 +235,14 @@ async def fetch_batches(
     """Fetch until ``stop`` is set, handing each non-empty batch to ``on_batch``. Survives reconnects."""
     while not stop.is_set():
         try:
-            msgs = await consumer.sub.fetch(batch, timeout=timeout)
-        except NatsTimeoutError:
-            continue
+            msgs = await fetch_ready(consumer.sub, batch, timeout=timeout)
         except Exception as exc:  # disconnected, consumer briefly gone during a restart...
             if stop.is_set():
                 break
             log.warning("fetch from %s failed: %s; retrying", consumer.durable, exc)
             await asyncio.sleep(0.5)
+            continue
+        if not msgs:
             continue
         for m in msgs:
             metrics.EVENTS_CONSUMED.labels(subject=_subject_family(m.subject), consumer=consumer.durable).inc()

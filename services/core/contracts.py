@@ -20,7 +20,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 __all__ = [
@@ -272,7 +280,9 @@ def retriever_consumer(*, ack_wait_s: float = 30.0, max_deliver: int = 5) -> Con
     )
 
 
-def generator_consumer(*, ack_wait_s: float = 30.0, max_deliver: int = 3, max_ack_pending: int = 1000) -> ConsumerConfig:
+def generator_consumer(
+    *, ack_wait_s: float = 30.0, max_deliver: int = 3, max_ack_pending: int = 1000
+) -> ConsumerConfig:
     """Long answers stay with one worker: the handler sends in-progress acks well inside ack_wait."""
     return ConsumerConfig(
         durable_name="generator",

@@ -1,8 +1,8 @@
 """What can go wrong inside a handler, and what the handler does about it.
 
-    RelayError
-    ├── TransientError   nak with back-off: the same message will be tried again
-    └── PermanentError   terminate the message; publish a failure event with a readable cause
+RelayError
+├── TransientError   nak with back-off: the same message will be tried again
+└── PermanentError   terminate the message; publish a failure event with a readable cause
 """
 
 from __future__ import annotations

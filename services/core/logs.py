@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 
 __all__ = ["configure_logging", "bound"]
 
-_context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("relay_log_context", default={})
+_EMPTY: dict[str, str] = {}  # never mutated: bound() always sets a new dict
+_context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("relay_log_context", default=_EMPTY)  # noqa: B039
 
 
 @contextlib.contextmanager

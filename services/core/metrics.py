@@ -28,12 +28,16 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 _ANSWER_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 180, 300, 600)
 
 HTTP_REQUESTS = Counter("relay_http_requests_total", "HTTP requests served", ["method", "route", "status"])
-HTTP_LATENCY = Histogram("relay_http_request_seconds", "HTTP request latency", ["method", "route"], buckets=_LATENCY_BUCKETS)
+HTTP_LATENCY = Histogram(
+    "relay_http_request_seconds", "HTTP request latency", ["method", "route"], buckets=_LATENCY_BUCKETS
+)
 EVENTS_PUBLISHED = Counter("relay_events_published_total", "Events published to JetStream", ["subject"])
 EVENTS_CONSUMED = Counter("relay_events_consumed_total", "Messages fetched from JetStream", ["subject", "consumer"])
 MODEL_TTFT = Histogram("relay_model_ttft_seconds", "Provider call to first content token", buckets=_ANSWER_BUCKETS)
 USER_TTFT = Histogram(
-    "relay_user_ttft_seconds", "Question accepted to first token stored (what a poller can see)", buckets=_ANSWER_BUCKETS
+    "relay_user_ttft_seconds",
+    "Question accepted to first token stored (what a poller can see)",
+    buckets=_ANSWER_BUCKETS,
 )
 TOTAL_TIME = Histogram("relay_answer_total_seconds", "Provider call to last token", buckets=_ANSWER_BUCKETS)
 FAILURES = Counter("relay_failures_total", "Answers that ended failed, by cause", ["cause"])

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.core.contracts import FailureCode, FinishReason, Passage, Usage
+from services.core.contracts import FinishReason, Passage, Usage
 
 __all__ = [
     "ResponseStatus",
@@ -59,7 +59,9 @@ class ChatRequest(_Body):
     """``POST /api/chat``."""
 
     message: str = Field(description="The question. Not empty; at most INGRESS_MAX_MESSAGE_CHARS characters.")
-    conversation_id: uuid.UUID | None = Field(default=None, description="Continue this conversation; omit to start one.")
+    conversation_id: uuid.UUID | None = Field(
+        default=None, description="Continue this conversation; omit to start one."
+    )
     model: str | None = Field(default=None, description="One of the allowed models; omit for the default.")
 
 
@@ -96,7 +98,8 @@ class ResponseView(_Body):
     next_offset: int = Field(description="Pass as `since` on the next poll.")
     text_length: int
     restarted: bool = Field(
-        default=False, description="The text was restarted by a new attempt since the client's `attempt`: redraw from `text`."
+        default=False,
+        description="The text was restarted by a new attempt since the client's `attempt`: redraw from `text`.",
     )
     sources: list[Passage] = []
     error: ErrorDetail | None = None
@@ -162,5 +165,3 @@ class ConversationSummary(_Body):
     title: str
     turn_count: int
     updated_at: datetime
-
-

@@ -57,14 +57,18 @@ class NatsServer:
 
     def start(self, timeout: float = 20.0) -> NatsServer:
         if port_in_use(self.port, self.host):
-            raise PortTakenError(f"port {self.port} is taken: cannot start nats-server there (set RELAY_NATS_PORT or NATS_URL)")
+            raise PortTakenError(
+                f"port {self.port} is taken: cannot start nats-server there (set RELAY_NATS_PORT or NATS_URL)"
+            )
         conf = self._write_config()
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         # own session: a Ctrl-C at the terminal reaches the stack, which stops the parts in order
         self.proc = subprocess.Popen(
             [find_nats_server(), "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-        wait_for_port(self.port, self.host, timeout=timeout, alive=lambda: self.proc is not None and self.proc.poll() is None)
+        wait_for_port(
+            self.port, self.host, timeout=timeout, alive=lambda: self.proc is not None and self.proc.poll() is None
+        )
         return self
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 
 __all__ = ["free_port", "port_in_use", "wait_for_port", "PortTakenError"]
 
@@ -24,7 +25,9 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def wait_for_port(port: int, host: str = "127.0.0.1", *, timeout: float = 30.0, alive: "callable | None" = None) -> None:  # type: ignore[valid-type]
+def wait_for_port(
+    port: int, host: str = "127.0.0.1", *, timeout: float = 30.0, alive: Callable[[], bool] | None = None
+) -> None:
     """Wait until something accepts connections on the port; ``alive()`` False aborts early."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

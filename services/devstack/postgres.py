@@ -87,7 +87,17 @@ class LocalPostgres:
         os.chmod(self.data_dir, 0o700)
         if not (self.data_dir / "PG_VERSION").exists():
             r = subprocess.run(
-                [str(self.bin / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-instructions"],
+                [
+                    str(self.bin / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-instructions",
+                ],
                 capture_output=True,
                 text=True,
                 cwd="/",
@@ -98,7 +108,9 @@ class LocalPostgres:
 
     def start(self, timeout: float = 60.0) -> LocalPostgres:
         if port_in_use(self.port, self.host):
-            raise PortTakenError(f"port {self.port} is taken: cannot start PostgreSQL there (set RELAY_PG_PORT or DATABASE_URL)")
+            raise PortTakenError(
+                f"port {self.port} is taken: cannot start PostgreSQL there (set RELAY_PG_PORT or DATABASE_URL)"
+            )
         self._init()
         log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115
         args = [
@@ -107,8 +119,12 @@ class LocalPostgres:
             "-c", f"fsync={'on' if self.fsync else 'off'}", "-c", "max_connections=200",
         ]  # fmt: skip
         # own session: a Ctrl-C at the terminal reaches the stack, which stops the parts in order
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **self._run_kwargs())  # type: ignore[call-overload]
-        wait_for_port(self.port, self.host, timeout=timeout, alive=lambda: self.proc is not None and self.proc.poll() is None)
+        self.proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **self._run_kwargs()
+        )  # type: ignore[call-overload]
+        wait_for_port(
+            self.port, self.host, timeout=timeout, alive=lambda: self.proc is not None and self.proc.poll() is None
+        )
         self._wait_accepting(timeout)
         return self
 
@@ -116,7 +132,8 @@ class LocalPostgres:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             r = subprocess.run(
-                [str(self.bin / "pg_isready"), "-h", self.host, "-p", str(self.port), "-U", "postgres"], capture_output=True
+                [str(self.bin / "pg_isready"), "-h", self.host, "-p", str(self.port), "-U", "postgres"],
+                capture_output=True,
             )
             if r.returncode == 0:
                 return

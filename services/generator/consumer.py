@@ -15,10 +15,9 @@ import contextlib
 import logging
 
 from nats.aio.client import Client as NATS
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
-from services.core import contracts, metrics
+from services.core import bus, contracts, metrics
 from services.generator.handlers import AnswerHandler
 from services.generator.settings import GeneratorSettings
 
@@ -58,9 +57,7 @@ class GeneratorConsumer:
                     await asyncio.wait({stopping, *self.tasks}, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 try:
-                    msgs = await sub.fetch(free, timeout=self.settings.fetch_timeout_s)
-                except (NatsTimeoutError, TimeoutError):
-                    continue
+                    msgs = await bus.fetch_ready(sub, free, timeout=self.settings.fetch_timeout_s)
                 except Exception as exc:  # disconnected, consumer briefly gone during a NATS restart...
                     if stop.is_set():
                         break

@@ -1,0 +1,1 @@
+"""The status service: folds every event into PostgreSQL and serves the polling API."""
