@@ -64,14 +64,14 @@ class Answers:
         return out
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def provider() -> Iterator[ScriptedProvider]:
     """The scriptable OpenAI-compatible server every generator call goes to."""
     with ScriptedProvider() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack(provider: ScriptedProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The real stack on free ports (chat included), its model calls going to ``provider``."""
     env = {
@@ -84,11 +84,15 @@ def stack(provider: ScriptedProvider, tmp_path_factory: pytest.TempPathFactory) 
         yield s
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, driven by Playwright (never `playwright install`)."""
+    """Debian's Chromium, headless, driven by Playwright (never `playwright install`).
+
+    Module scope: Playwright's sync API keeps an event loop running in this thread while it is
+    open, which would break every asyncio test collected after this module.
+    """
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium (see DEVELOPERS.md)")
+        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium (scripts/test installs it)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
