@@ -230,8 +230,12 @@ class Stack:
             env["RETRIEVER_SEED_DIR"] = str(s.seed_dir)
             if not s.qdrant_url:
                 env["QDRANT_PATH"] = str(s.qdrant_path or self.state_dir / "qdrant")
+        if name == "ingress":  # the 202 names absolute URLs: polls go to the status service, not here
+            env.update(INGRESS_PUBLIC_BASE_URL=self.url_of("ingress"), INGRESS_STATUS_BASE_URL=self.url_of("status"))
         if self.with_model:
-            env.update(OPENAI_BASE_URL=self.openai_base_url, OPENAI_API_KEY="local-no-key-needed")
+            # a small CPU model reads a long retrieval prompt slowly on a busy machine
+            env.update(OPENAI_BASE_URL=self.openai_base_url, OPENAI_API_KEY="local-no-key-needed",
+                       GENERATOR_STALL_TIMEOUT_S="180")  # fmt: skip
             env["OPENAI_MODEL"] = s.openai_model or LOCAL_MODEL_ALIAS
         env.update(self.env)
         return env

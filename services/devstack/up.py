@@ -27,6 +27,7 @@ def banner(stack: Stack) -> str:
     u, lines = stack.urls, ["", "llm-relay is up:"]
     rows = [("chat", u.get("chat")), ("ingress API", u.get("ingress")), ("API docs", u.get("docs")),
             ("status API", u.get("status") and u["status"] + "  (docs: " + u["status"] + "/docs)"),
+            ("documents", u.get("retriever") and u["retriever"] + "/api/documents  (docs: " + u["retriever"] + "/docs)"),
             ("model", u["model"] + (f"  ({LOCAL_MODEL_ALIAS}, offline)" if stack.with_model else "")),
             ("NATS", u["nats"]), ("PostgreSQL", u["database"])]  # fmt: skip
     rows += [("metrics" if i == 0 else "", f"{v}  ({k.removeprefix('metrics_')})")
@@ -37,7 +38,7 @@ def banner(stack: Stack) -> str:
                "RELAY_RETRIEVER_URL": ("retriever", "http://127.0.0.1:8703")}  # fmt: skip
     prefix = "".join(f"{var}={u[name]} " for var, (name, default) in cli_env.items() if u.get(name, default) != default)
     lines += [f"  logs         {stack.state_dir / 'logs'}", "",
-              f'  try:  {prefix}relay ask "Can I use the Apache-2.0 licensor\'s trademarks?"', "Ctrl-C stops everything.", ""]  # fmt: skip
+              f'  try:  {prefix}.venv/bin/relay ask "Can I use the Apache-2.0 licensor\'s trademarks?"', "Ctrl-C stops everything.", ""]  # fmt: skip
     return "\n".join(lines)
 
 

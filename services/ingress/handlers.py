@@ -48,6 +48,7 @@ class Policy:
     default_model: str
     id_secret: bytes
     base_url: str = ""
+    status_base_url: str = ""
 
     @classmethod
     def from_settings(cls, settings: IngressSettings) -> Policy:
@@ -57,17 +58,18 @@ class Policy:
             default_model=settings.default_model,
             id_secret=settings.id_secret.get_secret_value().encode(),
             base_url=settings.public_base_url.rstrip("/"),
+            status_base_url=(settings.status_base_url or settings.public_base_url).rstrip("/"),
         )
 
     def accepted(self, response_id: uuid.UUID, conversation_id: uuid.UUID) -> ChatAccepted:
-        base = f"{self.base_url}/api/response/{response_id}"
+        path = f"/api/response/{response_id}"
         return ChatAccepted(
             response_id=response_id,
             conversation_id=conversation_id,
             status=ResponseStatus.QUEUED,
-            poll_url=base,
-            final_url=f"{base}/final",
-            cancel_url=f"{base}/cancel",
+            poll_url=f"{self.status_base_url}{path}",
+            final_url=f"{self.status_base_url}{path}/final",
+            cancel_url=f"{self.base_url}{path}/cancel",
         )
 
 

@@ -24,9 +24,13 @@ class IngressSettings(BaseServiceSettings):
     host: str = "127.0.0.1"
     port: int = 8701
     public_base_url: str = Field(default="", description="Prefix for the returned URLs, e.g. https://relay.example.com")
+    status_base_url: str = Field(
+        default="",
+        description="Where clients reach the status service, for poll_url/final_url (default: public_base_url)",
+    )
 
     max_message_chars: int = Field(default=8000, ge=1)
-    max_body_bytes: int = Field(default=64 * 1024, ge=256)
+    max_body_bytes: int = Field(default=128 * 1024, ge=256)  # 8,000 JSON-escaped emoji need 96 KiB
     default_model: str = Field(
         default=FALLBACK_MODEL, validation_alias=AliasChoices("INGRESS_DEFAULT_MODEL", "OPENAI_MODEL")
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -194,7 +195,20 @@ def build_app(settings: StatusSettings, *, store: ResponseStore | None = None) -
 def main() -> None:
     settings = StatusSettings()
     configure_logging(settings.service_name, settings.log_level, settings.log_json)
-    uvicorn.run(build_app(settings), host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    asyncio.run(_serve(settings))
+
+
+async def _serve(settings: StatusSettings) -> None:
+    """Run until SIGTERM/SIGINT; the lifespan then drains the consumer, and the process exits 0."""
+    config = uvicorn.Config(
+        build_app(settings), host=settings.host, port=settings.port, log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    await server.serve()
 
 
 if __name__ == "__main__":

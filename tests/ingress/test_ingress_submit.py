@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from ingress_support import stored_events
@@ -70,6 +71,26 @@ async def test_returned_urls_carry_the_public_base_url(start_ingress, js: JetStr
     rid = r.json()["response_id"]
     assert r.json()["poll_url"] == f"https://relay.example.com/api/response/{rid}"
     assert r.headers["location"] == f"https://relay.example.com/api/response/{rid}"
+
+
+async def test_poll_urls_point_at_the_status_service_when_it_has_its_own_address(start_ingress, js) -> None:
+    async with start_ingress(
+        public_base_url="http://127.0.0.1:8701", status_base_url="http://127.0.0.1:8702"
+    ) as ingress:
+        r = await ingress.http.post("/api/chat", json={"message": "hi"})
+
+    rid = r.json()["response_id"]
+    assert r.headers["location"] == r.json()["poll_url"] == f"http://127.0.0.1:8702/api/response/{rid}"
+    assert r.json()["final_url"] == f"http://127.0.0.1:8702/api/response/{rid}/final"
+    assert r.json()["cancel_url"] == f"http://127.0.0.1:8701/api/response/{rid}/cancel"
+
+
+async def test_a_longest_message_of_emoji_fits_the_default_body_limit(ingress, js: JetStreamContext) -> None:
+    message = "😀" * ingress.settings.max_message_chars  # ASCII-escaped JSON: 12 bytes each
+    r = await ingress.http.post(
+        "/api/chat", content=json.dumps({"message": message}).encode(), headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 202, r.text
 
 
 async def test_message_of_exactly_the_limit_is_accepted(start_ingress, js: JetStreamContext) -> None:

@@ -82,7 +82,7 @@ async def test_one_megabyte_message_is_refused_with_413_naming_the_size_and_the_
     assert r.status_code == 413
     code, message = _error(r)
     assert code == "body_too_large"
-    assert f"is {len(body)} bytes" in message and "the limit is 65536 bytes (INGRESS_MAX_BODY_BYTES)" in message
+    assert f"is {len(body)} bytes" in message and "the limit is 131072 bytes (INGRESS_MAX_BODY_BYTES)" in message
     assert await stored_events(js) == []
 
 
@@ -96,7 +96,7 @@ async def test_chunked_body_without_length_is_cut_off_at_the_limit(ingress, js: 
     r = await ingress.http.post("/api/chat", content=one_megabyte(), headers={"content-type": "application/json"})
 
     assert r.status_code == 413
-    assert "larger than that; the limit is 65536 bytes" in _error(r)[1]
+    assert "larger than that; the limit is 131072 bytes" in _error(r)[1]
     assert await stored_events(js) == []
 
 
