@@ -49,4 +49,6 @@ def install_http_conventions(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):  # FastAPI's words for undecodable bytes
+            return error_response(400, "invalid_body", "the body could not be read: send UTF-8 encoded JSON")
         return error_response(exc.status_code, "http_error", str(exc.detail))

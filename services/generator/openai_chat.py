@@ -111,27 +111,19 @@ class OpenAIChat:
         await self._client.close()
 
     async def stream(self, messages: Sequence[Mapping[str, str]], *, model: str) -> AsyncIterator[Piece]:
-        try:
-            stream = await self._client.chat.completions.create(
-                model=model,
-                messages=cast("list[ChatCompletionMessageParam]", [dict(m) for m in messages]),
-                stream=True,
-                stream_options={"include_usage": True},
-                **self._limits,  # type: ignore[arg-type]
-            )
-        except openai.APIStatusError as exc:
-            raise _status_error(exc) from exc
-        except openai.APIConnectionError as exc:  # includes timeouts
-            raise TransientError(
-                "The model server could not be reached; the answer will be retried.",
-                code=FailureCode.PROVIDER_UNAVAILABLE,
-            ) from exc
         loop = asyncio.get_running_loop()
+        # one deadline from the call on: a server that takes the request and never answers is a stall
+        # too, and must not be retried by the client for (timeout x retries) before anyone hears of it
+        deadline = loop.time() + self.stall_timeout_s
+        try:
+            async with asyncio.timeout_at(deadline):
+                stream = await self._create(messages, model=model)
+        except TimeoutError as exc:
+            raise self._stalled() from exc
         got_text = False
         finish: FinishPiece | None = None
         try:
             chunks = stream.__aiter__()
-            deadline = loop.time() + self.stall_timeout_s
             while True:
                 try:
                     async with asyncio.timeout_at(deadline):
@@ -165,6 +157,25 @@ class OpenAIChat:
                 raise self._broken(got_text)
         finally:
             await stream.close()
+
+    async def _create(self, messages: Sequence[Mapping[str, str]], *, model: str) -> Any:
+        try:
+            return await self._client.chat.completions.create(
+                model=model,
+                messages=cast("list[ChatCompletionMessageParam]", [dict(m) for m in messages]),
+                stream=True,
+                stream_options={"include_usage": True},
+                **self._limits,  # type: ignore[arg-type]
+            )
+        except openai.APIStatusError as exc:
+            raise _status_error(exc) from exc
+        except openai.APITimeoutError as exc:
+            raise self._stalled() from exc
+        except openai.APIConnectionError as exc:
+            raise TransientError(
+                "The model server could not be reached; the answer will be retried.",
+                code=FailureCode.PROVIDER_UNAVAILABLE,
+            ) from exc
 
     @staticmethod
     def _pieces(chunk: Any) -> list[Piece]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import unicodedata
 import uuid
 from collections.abc import Sequence
 
@@ -36,10 +37,21 @@ class Rejection(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+def _visible(text: str) -> bool:
+    """Anything but white space, control and format characters (NUL, zero-width space...)."""
+    return any(not c.isspace() and unicodedata.category(c) not in ("Cc", "Cf") for c in text)
+
+
 def check_message(message: str, *, max_chars: int) -> str:
     """The question as published; refuses an empty one and one over the limit (Unicode characters)."""
-    if not message.strip():
-        raise Rejection(422, "empty_message", "message must not be empty")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in message):
+        raise Rejection(
+            422, "invalid_text", "message contains an invalid Unicode escape (a lone surrogate such as \\ud800)"
+        )
+    if not _visible(message):
+        raise Rejection(
+            422, "empty_message", "message must not be empty (it holds only blanks or invisible characters)"
+        )
     if len(message) > max_chars:
         raise Rejection(
             422,

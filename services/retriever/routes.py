@@ -46,6 +46,7 @@ class DocumentIn(_Body):
     @classmethod
     def _file_name(cls, v: str) -> str:
         v = v.strip()
+        _no_lone_surrogates(v)
         if not v or len(v) > 255:
             raise ValueError("must be a file name of 1–255 characters")
         if "/" in v or "\\" in v or v in (".", "..") or any(ord(c) < 32 for c in v):
@@ -57,9 +58,15 @@ class DocumentIn(_Body):
     @field_validator("text")
     @classmethod
     def _has_text(cls, v: str) -> str:
+        _no_lone_surrogates(v)
         if not v.strip():
             raise ValueError("is empty: a document needs some text")
         return v
+
+
+def _no_lone_surrogates(v: str) -> None:
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in v):
+        raise ValueError("contains an invalid Unicode escape (a lone surrogate such as \\ud800)")
 
 
 class DocumentsIn(_Body):

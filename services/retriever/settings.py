@@ -59,7 +59,9 @@ class RetrieverSettings(BaseServiceSettings):
     # ingestion
     chunk_max_chars: int = Field(default=1200, ge=100)
     chunk_overlap_chars: int = Field(default=200, ge=0)
-    max_document_chars: int = Field(default=2_000_000, ge=1)  # per document sent to POST /api/documents
+    max_document_chars: int = Field(
+        default=300_000, ge=1
+    )  # per document sent to POST /api/documents (CPU embedding: ~1 min per 200 K)
     seed_dir: str = ""  # ingest this folder on start when the collection is empty ("" = none)
 
     @model_validator(mode="after")

@@ -30,6 +30,7 @@ from services.core.http import error_response, install_http_conventions
 from services.core.logs import configure_logging
 from services.core.probes import probe_router
 from services.status import jobs, routes
+from services.status.advisories import watch_exhausted_deliveries
 from services.status.handlers import StatusConsumer, serve_history
 from services.status.postgres_store import PostgresStore, apply_migrations, wait_for_database
 from services.status.settings import StatusSettings
@@ -48,12 +49,14 @@ class _Runtime:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     rpc: Subscription | None = None
+    advisories: Subscription | None = None
 
     async def close(self) -> None:
         self.stop.set()
-        if self.rpc is not None:
-            with contextlib.suppress(Exception):
-                await self.rpc.unsubscribe()
+        for sub in (self.rpc, self.advisories):
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
         _, pending = await asyncio.wait(self.tasks, timeout=10) if self.tasks else (set(), set())
         for task in pending:
             task.cancel()
@@ -91,6 +94,7 @@ async def _start(settings: StatusSettings, store: ResponseStore | None) -> tuple
         rt.rpc = await serve_history(nc, store, max_turns=settings.history_max_turns)
         if settings.consume:
             rt.tasks = await _background(settings, store, js, rt.stop)
+            rt.advisories = await watch_exhausted_deliveries(nc, js)
     except BaseException:
         await rt.close()
         raise

@@ -6,6 +6,7 @@ An id that ingress accepted but the fold has not stored yet answers "queued" fro
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from dataclasses import dataclass
@@ -145,6 +146,9 @@ def _json(body: ResponseView | FinalView | ConversationView, status: int = 200) 
     return Response(body.model_dump_json(), status_code=status, media_type="application/json", headers=headers)
 
 
+_INT4_MAX = 2**31 - 1  # offsets and attempts are PostgreSQL integers
+
+
 async def _load(deps: Deps, rid: uuid.UUID, user: str, since: int = 0, attempt: int | None = None) -> TextSlice:
     """The stored answer, or a queued one from the stream when the fold has not stored it yet."""
     sl = await deps.store.read(rid, since=since, attempt=attempt)
@@ -153,7 +157,8 @@ async def _load(deps: Deps, rid: uuid.UUID, user: str, since: int = 0, attempt: 
             raise _not_found("response", rid)
         return sl
     try:
-        event = await bus.last_event_on(deps.js, contracts.subject_for_request(rid))
+        async with asyncio.timeout(0.5):  # a poll must answer fast, also while NATS is away
+            event = await bus.last_event_on(deps.js, contracts.subject_for_request(rid))
     except Exception:
         raise ApiError(
             503, "unavailable", "the message stream is not reachable; retry shortly", {"Retry-After": "1"}
@@ -178,8 +183,12 @@ async def get_response(
     response_id: str,
     user: UserId,
     deps: DepsDep,
-    since: Annotated[int, Query(ge=0, description="Character offset already received (`next_offset`).")] = 0,
-    attempt: Annotated[int | None, Query(ge=0, description="The `attempt` the client's text belongs to.")] = None,
+    since: Annotated[
+        int, Query(ge=0, le=_INT4_MAX, description="Character offset already received (`next_offset`).")
+    ] = 0,
+    attempt: Annotated[
+        int | None, Query(ge=0, le=_INT4_MAX, description="The `attempt` the client's text belongs to.")
+    ] = None,
 ) -> Response:
     sl = await _load(deps, _parse(response_id, "response"), user, since, attempt)
     return _json(_view(sl))

@@ -23,7 +23,9 @@ class StatusSettings(BaseServiceSettings):
     port: int = 8702
     database_url: str = Field(default="postgresql://postgres@127.0.0.1:5532/relay", validation_alias="DATABASE_URL")
     db_wait_s: float = Field(default=60.0, gt=0, description="How long start-up waits for PostgreSQL.")
-    db_timeout_s: float = Field(default=2.0, gt=0, description="Longest wait for a pooled connection.")
+    db_timeout_s: float = Field(
+        default=0.8, gt=0, description="Longest wait for a pooled connection (polls answer 503 after it)."
+    )
     pool_size: int = Field(default=10, ge=2)
     migrations_dir: Path = MIGRATIONS_DIR
     consume: bool = Field(default=True, description="Fold events here; false for API-only (read) replicas.")

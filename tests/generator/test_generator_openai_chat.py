@@ -183,3 +183,24 @@ async def test_token_cap_and_temperature_reach_the_provider_only_when_configured
     capped, default = provider.calls
     assert capped.body["max_tokens"] == 160 and capped.body["temperature"] == 0.2
     assert "max_tokens" not in default.body and "temperature" not in default.body
+
+
+async def test_a_server_that_takes_the_request_and_never_answers_is_a_stall_asked_once() -> None:
+    requests: list[bytes] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append(await reader.read(65536))
+        await asyncio.sleep(60)  # never answers
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    model = OpenAIChat(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=2, stall_timeout_s=1.5)
+    start = time.monotonic()
+    try:
+        with pytest.raises(PermanentError) as caught:
+            await pieces(model)
+    finally:
+        server.close()
+    assert caught.value.code is FailureCode.PROVIDER_TIMEOUT
+    assert time.monotonic() - start < 10
+    assert len(requests) == 1  # the client's retries do not hammer a server that is stuck

@@ -143,3 +143,28 @@ async def test_malformed_headers_are_refused_with_400(
     assert r.status_code == 400, r.text
     assert _error(r)[0] == code and says in _error(r)[1]
     assert await stored_events(js) == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        pytest.param(b'{"message": "hi \\ud800"}', "lone surrogate", id="lone-surrogate"),
+        pytest.param(b'{"message": "\\u200b\\u0000 "}', "must not be empty", id="only-invisible-characters"),
+    ],
+)
+async def test_text_that_cannot_be_a_question_is_refused_and_nothing_published(
+    ingress, js: JetStreamContext, raw: bytes, needle: str
+) -> None:
+    r = await ingress.http.post("/api/chat", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert needle in _error(r)[1]
+    assert await stored_events(js) == []
+
+
+async def test_a_body_that_is_not_utf8_says_so(ingress, js: JetStreamContext) -> None:
+    r = await ingress.http.post(
+        "/api/chat", content=b'{"message": "\xff\xfe"}', headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 400
+    assert "UTF-8" in _error(r)[1]
+    assert await stored_events(js) == []

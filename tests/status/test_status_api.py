@@ -286,3 +286,14 @@ async def test_probes_and_metrics(status: StatusService, pipeline: Pipeline):
 
 async def _check_failures(status: StatusService) -> bool:
     return "relay_failures_total" in (await status.get("/metrics")).text
+
+
+@pytest.mark.parametrize("params", [{"since": 2**31}, {"since": 10**20}, {"since": 1, "attempt": 2**31}])
+async def test_offsets_beyond_what_the_store_can_hold_are_a_422_not_an_outage(
+    status: StatusService, pipeline: Pipeline, params: dict
+):
+    req = await pipeline.request()
+    await status.wait_for(req.response_id, lambda v: v["status"] == "queued")
+    r = await status.get(f"/api/response/{req.response_id}", **params)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "invalid_request"

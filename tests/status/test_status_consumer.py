@@ -16,7 +16,7 @@ import pytest
 from nats.aio.client import Client as NATS
 from status_helpers import Pipeline, StatusService, eventually, make_settings, run_status
 
-from services.core import contracts
+from services.core import bus, contracts
 from services.core.contracts import FailureCode
 from services.devstack.ports import free_port
 from services.devstack.postgres import LocalPostgres
@@ -187,3 +187,21 @@ async def test_the_service_runs_as_a_process_and_stops_cleanly_on_sigterm(nats_s
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_an_answer_whose_every_delivery_died_ends_delivery_exhausted_at_once(
+    status: StatusService, pipeline: Pipeline, js
+):
+    # a generator consumer that gives up after one unacknowledged delivery of one second
+    await bus.ensure_consumer(js, contracts.STREAM, contracts.generator_consumer(ack_wait_s=1, max_deliver=1))
+    sub = await js.pull_subscribe_bind("generator", stream=contracts.STREAM)
+    req = await pipeline.request()
+    await pipeline.retrieve(req)
+    await pipeline.start(req.response_id, attempt=1)
+    (msg,) = await sub.fetch(1, timeout=5)  # taken by a worker that then dies: never acked
+    assert msg.metadata.num_delivered == 1
+
+    view = await status.wait_for(req.response_id, lambda v: v["terminal"], timeout=30)
+    assert view["status"] == "failed"
+    assert view["error"]["code"] == "delivery_exhausted"
+    assert "interrupted" in view["error"]["message"]
