@@ -208,8 +208,8 @@ class PostgresStore:
             if created:
                 await cur.executemany(
                     "INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES (%s, %s, %s, %s, %s)"
-                    " ON CONFLICT (id) DO UPDATE SET updated_at = greatest(conversations.updated_at, excluded.updated_at)"
-                    " WHERE conversations.user_id = excluded.user_id",
+                    " ON CONFLICT (user_id, id) DO UPDATE"
+                    " SET updated_at = greatest(conversations.updated_at, excluded.updated_at)",
                     [(s.conversation_id, s.user_id, _title(s.question), s.created_at, s.updated_at) for s in created],
                 )
                 insert = (
@@ -249,10 +249,12 @@ class PostgresStore:
         return TextSlice(state=state, text=text, offset=eff, restarted=eff != since)
 
     @_retry_stale
-    async def conversation(self, conversation_id: uuid.UUID) -> StoredConversation | None:
+    async def conversation(self, conversation_id: uuid.UUID, user_id: str) -> StoredConversation | None:
         async with self.pool.connection() as conn:
             owner = await (
-                await conn.execute("SELECT user_id FROM conversations WHERE id = %s", (conversation_id,))
+                await conn.execute(
+                    "SELECT user_id FROM conversations WHERE id = %s AND user_id = %s", (conversation_id, user_id)
+                )
             ).fetchone()
             if owner is None:
                 return None

@@ -210,7 +210,7 @@ async def get_final(response_id: str, user: UserId, deps: DepsDep) -> Response:
 @router.get("/conversation/{conversation_id}", response_model=ConversationView, summary="A conversation's turns")
 async def get_conversation(conversation_id: str, user: UserId, deps: DepsDep) -> Response:
     cid = _parse(conversation_id, "conversation")
-    conv = await deps.store.conversation(cid)
+    conv = await deps.store.conversation(cid, user)
     if conv is None or conv.user_id != user:
         raise _not_found("conversation", cid)
     turns = [

@@ -45,8 +45,8 @@ class ResponseStore(Protocol):
     async def read(self, response_id: uuid.UUID, *, since: int = 0, attempt: int | None = None) -> TextSlice | None:
         """The answer with its text from character ``since`` (from 0 when ``attempt`` is not the current one)."""
 
-    async def conversation(self, conversation_id: uuid.UUID) -> StoredConversation | None:
-        """The conversation with its owner's turns, oldest first."""
+    async def conversation(self, conversation_id: uuid.UUID, user_id: str) -> StoredConversation | None:
+        """The user's conversation under this id with its turns, oldest first (ids are scoped per user)."""
 
     async def conversations(self, user_id: str, limit: int) -> list[ConversationSummary]:
         """The user's conversations, most recently active first."""

@@ -2,19 +2,22 @@
 -- Plain SQL, so `supabase db push` applies it to a Supabase project; the status service applies the
 -- same files itself on start-up (recorded in relay_schema_migrations). Idempotent on purpose.
 
+-- A conversation id is scoped to its user: someone who sends another user's conversation id starts a
+-- conversation of their own under it, and never sees or joins the other one.
 create table if not exists conversations (
-    id          uuid primary key,
+    id          uuid not null,
     user_id     text not null,
     title       text not null default '',
     created_at  timestamptz not null default now(),
-    updated_at  timestamptz not null default now()
+    updated_at  timestamptz not null default now(),
+    primary key (user_id, id)
 );
 
 create index if not exists conversations_user_recent on conversations (user_id, updated_at desc);
 
 create table if not exists responses (
     id             uuid primary key,
-    conversation_id uuid not null references conversations (id) on delete cascade,
+    conversation_id uuid not null,
     user_id        text not null,
     question       text not null,
     model          text,
@@ -35,7 +38,8 @@ create table if not exists responses (
     total_ms       double precision,
     created_at     timestamptz not null,         -- when ingress accepted the question
     updated_at     timestamptz not null,
-    completed_at   timestamptz
+    completed_at   timestamptz,
+    foreign key (user_id, conversation_id) references conversations (user_id, id) on delete cascade
 );
 
 create index if not exists responses_conversation_turns on responses (conversation_id, created_at);
@@ -75,7 +79,7 @@ begin
     get diagnostics deleted = row_count;
     delete from conversations c
      where c.updated_at < now() - max_age
-       and not exists (select 1 from responses r where r.conversation_id = c.id);
+       and not exists (select 1 from responses r where r.conversation_id = c.id and r.user_id = c.user_id);
     return deleted;
 end
 $$;

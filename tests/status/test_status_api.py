@@ -297,3 +297,20 @@ async def test_offsets_beyond_what_the_store_can_hold_are_a_422_not_an_outage(
     r = await status.get(f"/api/response/{req.response_id}", **params)
     assert r.status_code == 422, r.text
     assert r.json()["error"]["code"] == "invalid_request"
+
+
+async def test_someone_sending_another_users_conversation_id_gets_a_conversation_of_their_own(
+    status: StatusService, pipeline: Pipeline
+):
+    alices = await pipeline.answer(["for alice"], message="alice asks")
+    await status.wait_for(alices.response_id, lambda v: v["terminal"])
+    bobs = await pipeline.answer(["for bob"], user="bob", message="bob asks", conversation=alices.conversation_id)
+    await status.wait_for(bobs.response_id, lambda v: v["terminal"], user="bob")
+
+    as_alice = (await status.get(f"/api/conversation/{alices.conversation_id}")).json()
+    as_bob = (await status.get(f"/api/conversation/{alices.conversation_id}", user="bob")).json()
+    assert [t["question"] for t in as_alice["turns"]] == ["alice asks"]
+    assert [t["question"] for t in as_bob["turns"]] == ["bob asks"]
+    bob_recent = (await status.get("/api/conversations", user="bob")).json()
+    assert [c["conversation_id"] for c in bob_recent] == [str(alices.conversation_id)]
+    assert bob_recent[0]["title"] == "bob asks"
