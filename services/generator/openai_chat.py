@@ -16,6 +16,7 @@ provider sees the client go away.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -82,6 +83,47 @@ def _status_error(exc: openai.APIStatusError) -> TransientError | PermanentError
     )
 
 
+def _malformed(chunk: object) -> PermanentError:
+    return PermanentError(
+        f"The model server sent a chunk that is not a chat completion: {str(chunk)[:120]}",
+        code=FailureCode.PROVIDER_ERROR,
+    )
+
+
+async def _raw_chunks(stream: Any) -> AsyncIterator[Mapping[str, Any]]:
+    """The stream's chunks as plain JSON objects.
+
+    The SDK builds a pydantic model for every chunk, about 0.5 ms of CPU each: most of what a
+    generator does while streaming. We read few fields, so we take the server-sent events the SDK
+    has already parsed (with its error mapping: timeouts and broken connections still raise
+    ``APITimeoutError`` / ``APIConnectionError``) and decode their JSON ourselves. An SDK without
+    that hook gets its models dumped instead.
+    """
+    events = getattr(stream, "_iter_events", None)
+    if events is None:
+        async for model in stream:
+            yield model.model_dump()
+        return
+    async for sse in events():
+        if sse.data.startswith("[DONE]"):
+            break
+        try:
+            data = json.loads(sse.data)
+        except ValueError:
+            raise _malformed(sse.data) from None
+        if not isinstance(data, dict):
+            raise _malformed(data)
+        error = data.get("error")
+        if error:  # an error event inside the stream, as the SDK itself reports it
+            message = error.get("message") if isinstance(error, dict) else None
+            raise openai.APIError(
+                message=message if isinstance(message, str) and message else "An error occurred during streaming",
+                request=stream.response.request,
+                body=error,
+            )
+        yield data
+
+
 class OpenAIChat:
     """``ChatModel`` on ``AsyncOpenAI`` (any OpenAI-compatible base URL), ``stream_options.include_usage`` on."""
 
@@ -123,7 +165,7 @@ class OpenAIChat:
         got_text = False
         finish: FinishPiece | None = None
         try:
-            chunks = stream.__aiter__()
+            chunks = _raw_chunks(stream).__aiter__()
             while True:
                 try:
                     async with asyncio.timeout_at(deadline):
@@ -178,24 +220,30 @@ class OpenAIChat:
             ) from exc
 
     @staticmethod
-    def _pieces(chunk: Any) -> list[Piece]:
+    def _pieces(chunk: Mapping[str, Any]) -> list[Piece]:
         out: list[Piece] = []
-        for choice in chunk.choices or []:  # a chunk may carry no choices at all (usage-only, keep-alive)
-            if choice.index != 0:
+        choices = chunk.get("choices") or []  # a chunk may carry no choices at all (usage-only, keep-alive)
+        usage = chunk.get("usage")
+        if not isinstance(choices, list) or not isinstance(usage, dict | None):
+            raise _malformed(chunk)
+        for choice in choices:
+            if not isinstance(choice, dict) or not isinstance(choice.get("delta") or {}, dict):
+                raise _malformed(chunk)
+            if (choice.get("index") or 0) != 0:
                 continue
-            content = choice.delta.content if choice.delta is not None else None
+            content = (choice.get("delta") or {}).get("content")
             if content:
-                out.append(TextPiece(content))
-            if choice.finish_reason:
-                out.append(FinishPiece(finish_reason_of(choice.finish_reason), choice.finish_reason))
-        u = chunk.usage
-        if u is not None:
+                out.append(TextPiece(str(content)))
+            reason = choice.get("finish_reason")
+            if reason:
+                out.append(FinishPiece(finish_reason_of(str(reason)), str(reason)))
+        if usage:
             out.append(
                 UsagePiece(
                     Usage(
-                        prompt_tokens=u.prompt_tokens or 0,
-                        completion_tokens=u.completion_tokens or 0,
-                        total_tokens=u.total_tokens or 0,
+                        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                        completion_tokens=int(usage.get("completion_tokens") or 0),
+                        total_tokens=int(usage.get("total_tokens") or 0),
                     )
                 )
             )

@@ -204,3 +204,15 @@ async def test_a_server_that_takes_the_request_and_never_answers_is_a_stall_aske
     assert caught.value.code is FailureCode.PROVIDER_TIMEOUT
     assert time.monotonic() - start < 10
     assert len(requests) == 1  # the client's retries do not hammer a server that is stuck
+
+
+async def test_a_chunk_that_is_not_a_chat_completion_is_a_provider_error_not_a_disconnect(
+    provider: ScriptedProvider,
+) -> None:
+    provider.script(
+        Script(chunks=[text_chunk("Hal"), {"choices": "notalist"}, finish_chunk("stop")], finish_reason=None)
+    )
+    with pytest.raises(PermanentError) as caught:
+        await pieces(chat(provider))
+    assert caught.value.code is FailureCode.PROVIDER_ERROR
+    assert "not a chat completion" in caught.value.message
