@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from services.devstack.child import stop_child
 from services.devstack.ports import PortTakenError, free_port, port_in_use
 from services.devstack.settings import LOCAL_MODEL_ALIAS
 
@@ -130,13 +131,7 @@ class ModelServer:
         return "; its last log lines:\n  " + "\n  ".join(tail) if tail else ""
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_child(self.proc, timeout=timeout)
         self.proc = None
 
     def __enter__(self) -> ModelServer:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from services.devstack.child import stop_child
 from services.devstack.ports import PortTakenError, free_port, port_in_use, wait_for_port
 
 __all__ = ["NatsServer", "find_nats_server"]
@@ -72,13 +73,7 @@ class NatsServer:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_child(self.proc, timeout=timeout)
         self.proc = None
 
     def kill(self) -> None:

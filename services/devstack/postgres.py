@@ -11,11 +11,13 @@ import importlib.util
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import time
 from pathlib import Path
 
+from services.devstack.child import stop_child
 from services.devstack.ports import PortTakenError, free_port, port_in_use, wait_for_port
 
 __all__ = ["LocalPostgres", "find_pg_bin"]
@@ -150,13 +152,7 @@ class LocalPostgres:
         return self.dsn(name)
 
     def stop(self, timeout: float = 20.0) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(2)  # SIGINT: fast shutdown
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_child(self.proc, sig=signal.SIGINT, timeout=timeout)  # SIGINT: PostgreSQL's fast shutdown
         self.proc = None
 
     def __enter__(self) -> LocalPostgres:
