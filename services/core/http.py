@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -9,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.core.metrics import instrument_http
 
-__all__ = ["ApiError", "error_response", "install_http_conventions"]
+__all__ = ["ApiError", "error_response", "install_http_conventions", "serve_until_signalled"]
 
 
 class ApiError(Exception):
@@ -52,3 +57,20 @@ def install_http_conventions(app: FastAPI) -> None:
         if exc.status_code == 400 and "parsing the body" in str(exc.detail):  # FastAPI's words for undecodable bytes
             return error_response(400, "invalid_body", "the body could not be read: send UTF-8 encoded JSON")
         return error_response(exc.status_code, "http_error", str(exc.detail))
+
+
+async def serve_until_signalled(app: FastAPI, *, host: str, port: int) -> None:
+    """Serve until SIGTERM/SIGINT, then let the lifespan drain and return (the process exits 0).
+
+    uvicorn's own signal capture would re-raise the signal after shutdown (exit -15), so the service
+    installs its handlers instead.
+    """
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=None, log_level="warning", access_log=False, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    await server.serve()  # on a signal: stop accepting, finish open requests, run the lifespan's shutdown

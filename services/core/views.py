@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.core.contracts import FinishReason, Passage, Usage
 
 __all__ = [
+    "has_lone_surrogate",
     "ResponseStatus",
     "TERMINAL",
     "ChatRequest",
@@ -27,6 +28,11 @@ __all__ = [
     "ConversationView",
     "ConversationSummary",
 ]
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """JSON may escape half a UTF-16 pair (``\\ud800``); such text cannot be stored or published."""
+    return any(0xD800 <= ord(c) <= 0xDFFF for c in text)
 
 
 class ResponseStatus(StrEnum):

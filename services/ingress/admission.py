@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Sequence
 
 from services.core.contracts import ChatRequested
+from services.core.views import has_lone_surrogate
 
 __all__ = [
     "Rejection",
@@ -44,7 +45,7 @@ def _visible(text: str) -> bool:
 
 def check_message(message: str, *, max_chars: int) -> str:
     """The question as published; refuses an empty one and one over the limit (Unicode characters)."""
-    if any(0xD800 <= ord(c) <= 0xDFFF for c in message):
+    if has_lone_surrogate(message):
         raise Rejection(
             422, "invalid_text", "message contains an invalid Unicode escape (a lone surrogate such as \\ud800)"
         )

@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import cast
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -17,7 +15,7 @@ from nats.aio.client import Client as NATS
 from pydantic import ValidationError
 
 from services.core import bus, contracts
-from services.core.http import error_response, install_http_conventions
+from services.core.http import error_response, install_http_conventions, serve_until_signalled
 from services.core.logs import configure_logging
 from services.core.probes import probe_router
 from services.ingress.admission import Rejection
@@ -167,20 +165,7 @@ def build_app(settings: IngressSettings, requests: RequestLog | None = None) -> 
 async def _serve(settings: IngressSettings) -> None:
     nc, requests = await open_request_log(settings)
     try:
-        config = uvicorn.Config(
-            build_app(settings, requests),
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-        )
-        server = uvicorn.Server(config)
-        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # ours below: drain, exit 0
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-        await server.serve()  # on a signal: stop accepting, finish open requests, then drain NATS below
+        await serve_until_signalled(build_app(settings, requests), host=settings.host, port=settings.port)
     finally:
         await _close(nc)
 

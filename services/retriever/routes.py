@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.core.errors import RelayError
 from services.core.http import ApiError
-from services.core.views import ErrorBody
+from services.core.views import ErrorBody, has_lone_surrogate
 from services.retriever.embedders import Embedder
 from services.retriever.ingestion import SUFFIXES, Document, DocumentError, ingest_documents
 from services.retriever.qdrant_store import VectorStore
@@ -65,7 +65,7 @@ class DocumentIn(_Body):
 
 
 def _no_lone_surrogates(v: str) -> None:
-    if any(0xD800 <= ord(c) <= 0xDFFF for c in v):
+    if has_lone_surrogate(v):
         raise ValueError("contains an invalid Unicode escape (a lone surrogate such as \\ud800)")
 
 

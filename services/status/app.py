@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import psycopg
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from nats.aio.client import Client as NATS
@@ -26,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.core import bus, contracts
 from services.core.errors import TransientError
-from services.core.http import error_response, install_http_conventions
+from services.core.http import error_response, install_http_conventions, serve_until_signalled
 from services.core.logs import configure_logging
 from services.core.probes import probe_router
 from services.status import jobs, routes
@@ -204,15 +202,7 @@ def main() -> None:
 
 async def _serve(settings: StatusSettings) -> None:
     """Run until SIGTERM/SIGINT; the lifespan then drains the consumer, and the process exits 0."""
-    config = uvicorn.Config(
-        build_app(settings), host=settings.host, port=settings.port, log_level="warning", access_log=False
-    )
-    server = uvicorn.Server(config)
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-    await server.serve()
+    await serve_until_signalled(build_app(settings), host=settings.host, port=settings.port)
 
 
 if __name__ == "__main__":
