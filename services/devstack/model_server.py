@@ -88,6 +88,7 @@ class ModelServer:
             sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", self.alias,
             "--host", self.host, "--port", str(self.port), "--n_ctx", str(self.n_ctx),
             "--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads_batch), "--logits_all", "False", "--verbose", "False",
+            "--interrupt_requests", "False",  # queue concurrent answers; by default a new request cuts the running one
         ]  # fmt: skip
 
     def start(self, timeout: float = 90.0) -> ModelServer:

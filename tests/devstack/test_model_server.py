@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from openai import AsyncOpenAI
 
@@ -33,6 +35,26 @@ async def test_model_server_streams_a_chat_completion_through_the_openai_client(
     assert finish in ("stop", "length")
     assert [m.id for m in models.data] == [LOCAL_MODEL_ALIAS]
     assert server.proc is None
+
+
+@pytest.mark.model
+async def test_two_answers_at_once_both_finish_instead_of_the_second_cutting_the_first(tmp_path):
+    async def answer(client: AsyncOpenAI, question: str) -> str | None:
+        stream = await client.chat.completions.create(
+            model=LOCAL_MODEL_ALIAS, messages=[{"role": "user", "content": question}], stream=True, max_tokens=12
+        )
+        finish = None
+        async for chunk in stream:
+            if chunk.choices:
+                finish = chunk.choices[0].finish_reason or finish
+        return finish
+
+    with ModelServer(log_file=tmp_path / "model.log") as server:
+        client = AsyncOpenAI(base_url=server.base_url, api_key="local-no-key-needed", max_retries=0)
+        finishes = await asyncio.gather(answer(client, "Say hi."), answer(client, "Name a fruit."))
+        await client.close()
+
+    assert all(f in ("stop", "length") for f in finishes), finishes
 
 
 @pytest.mark.model
